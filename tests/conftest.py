@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def smol_dir() -> Path:
+    """The embedded SmolLM2 model, converted once into the persona-axis cache."""
+    from persona_axis.modeling import EMBEDDED, cache_root, ensure_converted
+
+    emb = EMBEDDED["smollm2-135m-instruct"]
+    if not emb.installed():
+        pytest.fail(f"embedded model missing; run: {emb.install}")
+    return ensure_converted(emb.gguf_path(cache_root()))
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(smol_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smol_dir))
+
+
+@pytest.fixture(scope="session")
+def smol(smol_dir):
+    from persona_axis.modeling import load_model
+
+    return load_model("smollm2-135m-instruct")
+
+
+def template(name: str) -> str:
+    return (FIXTURES / "chat_templates" / f"{name}.jinja").read_text()
