@@ -82,7 +82,7 @@ def test_capture_under_kv_cache_and_left_padding_matches_teacher_forcing(lm):
     )
     caps = out.session.captures
     for i, prompt in enumerate(PROMPTS[:4]):
-        fed = out.tokens[i] if out.finished[i] else out.tokens[i][:-1]  # the last token is never fed back
+        fed = out.tokens[i]  # every response token, the last one included (fed by one extra cached step)
         seq = torch.tensor([prompt + fed])
         hs = _hidden(lm, seq)[layer + 1][0].float()
         if fed:

@@ -157,3 +157,75 @@ def bench_load(name: str, cold_cache: str | None = None) -> dict[str, Any]:
         "cached_load_s": round(statistics.median(reloads), 3),
         "speedup": round(first / statistics.median(reloads), 2),
     }
+
+
+def bench_extraction(
+    lm: LoadedModel,
+    n_units: int = 64,
+    batch_size: int = 32,
+    max_new_tokens: int = 48,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Single-pass capture vs generate-then-re-forward on the same rollouts (same seeds, same text)."""
+    from .catalog import load_catalog
+    from .rollouts import RolloutSpec, generate_with_capture, make_chunks, plan_units, teacher_forced_activations
+
+    catalog = load_catalog().subset(roles=max(1, n_units // 2), prompts=1, questions=2, traits=0, seed=0)
+    units = plan_units(catalog, lm.name, include_traits=False)[:n_units]
+    spec = RolloutSpec(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=0.7, top_p=0.9)
+    chunks = make_chunks(lm, units, batch_size)
+    layers = list(range(lm.n_layers))
+
+    single_s = 0.0
+    single: list[torch.Tensor] = []
+    texts: list[list[dict[str, str]]] = []
+    for chunk in chunks:
+        start = time.perf_counter()
+        tokens, _, acts, _ = generate_with_capture(lm, chunk.prompt_ids, spec, seed=chunk.index)
+        single_s += time.perf_counter() - start
+        single.append(acts)
+        for unit, toks in zip(chunk.units, tokens, strict=True):
+            reply = lm.tokenizer.decode(toks, skip_special_tokens=True)
+            texts.append([*unit.messages(), {"role": "assistant", "content": reply}])
+        if progress:
+            progress(f"single pass: chunk {chunk.index + 1}/{len(chunks)}")
+
+    two_s = 0.0
+    offset = 0
+    second: list[torch.Tensor] = []
+    for chunk in chunks:
+        ids, mask = left_pad(chunk.prompt_ids, pad_id(lm), lm.device)
+        torch.manual_seed(chunk.index)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            lm.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                temperature=0.7,
+                top_p=0.9,
+                top_k=0,
+                pad_token_id=pad_id(lm),
+                eos_token_id=list(lm.engine.eos_token_ids),
+            )
+        convs = texts[offset : offset + len(chunk.units)]
+        second.append(teacher_forced_activations(lm, convs, layers, batch_size=batch_size))
+        two_s += time.perf_counter() - start
+        offset += len(chunk.units)
+        if progress:
+            progress(f"two pass: chunk {chunk.index + 1}/{len(chunks)}")
+    a, b = torch.cat(single), torch.cat(second)
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)  # (n, L)
+    return {
+        "model": lm.name,
+        "device": str(lm.device),
+        "n_rollouts": len(units),
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+        "single_pass_s": round(single_s, 2),
+        "two_pass_s": round(two_s, 2),
+        "speedup": round(two_s / single_s, 3),
+        "min_cosine": round(float(cos.min()), 6),
+        "min_cosine_by_layer": [round(float(c), 6) for c in cos.min(dim=0).values],
+    }

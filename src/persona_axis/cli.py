@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Speed benchmarks that write JSON with ratios measured in one run.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+space_app = typer.Typer(help="Inspect and compare persona spaces.", no_args_is_help=True)
+app.add_typer(space_app, name="space")
 
 err = Console(stderr=True)
 out = Console()
@@ -113,6 +115,211 @@ def generate(
     print(json.dumps(data, indent=2))
 
 
+def _reporter():
+    """A StageReporter drawing rich progress bars with ETA on stderr."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .pipeline import StageReporter
+
+    progress = Progress(
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    tasks: dict[str, int] = {}
+
+    def start(stage: str, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+
+    def advance(stage: str, done: int, total: int) -> None:
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return progress, StageReporter(start=start, advance=advance, message=lambda m: err.print(m))
+
+
+def _parse_shard(shard: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise PersonaAxisError(f"--shard: {shard!r} is not of the form i/n (e.g. 0/4)") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise PersonaAxisError(f"--shard: {shard!r} needs 0 <= i < n")
+    return i, n
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    best = summary["layers"].index(summary["best_layer"])
+    table = Table(title=f"persona space: {summary['model']}", show_header=False)
+    for key, value in [
+        ("roles / rollouts", f"{summary['n_roles']} / {summary['n_rollouts']}"),
+        ("best layer", summary["best_layer"]),
+        ("|cos(axis, PC1)|", f"{abs(summary['cos_axis_pc1'][best]):.3f}"),
+        ("default distance from PC1 end", f"{summary['default_pc1_position'][best]:.3f}"),
+        ("dims for 70% variance", summary["dims_for_70pct"]),
+        ("Assistant end", ", ".join(summary["assistant_end_roles"][:6])),
+        ("far end", ", ".join(summary["far_end_roles"][:6])),
+        ("judge", summary["judge"]),
+        ("timings (s)", ", ".join(f"{k} {v}" for k, v in summary["timings_s"].items())),
+    ]:
+        table.add_row(key, str(value))
+    err.print(table)
+
+
+def _execute(out_dir: Path, cfg, shard: str) -> None:
+    from .pipeline import Run
+
+    progress, reporter = _reporter()
+    with progress:
+        summary = Run(out_dir, cfg, reporter).execute(_parse_shard(shard))
+    if summary is None:
+        return
+    _print_summary(summary)
+    err.print(f"report: {out_dir / 'report.html'}  summary: {out_dir / 'summary.json'}")
+
+
+@app.command()
+def run(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (resumable).")],
+    config: Annotated[Path | None, typer.Option(help="RunConfig as JSON or TOML; flags below override it.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Embedded name, dir, .gguf or hub id.")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="Catalog directory (ours or the reference layout).")] = None,
+    roles: Annotated[
+        str | None, typer.Option(help="N roles (stratified by category) or comma-separated names.")
+    ] = None,
+    prompts: Annotated[int | None, typer.Option(help="System prompts per role.")] = None,
+    questions: Annotated[int | None, typer.Option(help="Extraction questions.")] = None,
+    traits: Annotated[int | None, typer.Option(help="Traits (0 = none).")] = None,
+    judge: Annotated[str | None, typer.Option(help="heuristic, local or openai.")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Model name for --judge openai.")] = None,
+    judge_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    min_role_count: Annotated[int | None, typer.Option(help="Score-3 responses needed to keep a role.")] = None,
+    device: Annotated[str | None, typer.Option()] = None,
+    dtype: Annotated[str | None, typer.Option()] = None,
+    shard: Annotated[str, typer.Option(help="i/n: this process does chunks with index % n == i.")] = "0/1",
+) -> None:
+    """The full pipeline: rollouts -> judge -> vectors + space -> report. Rerun to resume.
+
+    Example: persona-axis run --model Qwen/Qwen3-32B --device auto --dtype bfloat16 --judge openai --out runs/qwen32b
+    """
+    from dataclasses import replace
+
+    from .pipeline import RunConfig
+
+    cfg = RunConfig.from_file(config) if config else RunConfig()
+    role_sel: int | list[str] | None = None
+    if roles is not None:
+        role_sel = int(roles) if roles.strip().isdigit() else [r.strip() for r in roles.split(",") if r.strip()]
+    top = {
+        k: v
+        for k, v in dict(
+            model=model,
+            catalog=str(catalog) if catalog else None,
+            roles=role_sel,
+            prompts=prompts,
+            questions=questions,
+            traits=traits,
+            judge=judge,
+            judge_model=judge_model,
+            judge_base_url=judge_base_url,
+            device=device,
+            dtype=dtype,
+        ).items()
+        if v is not None
+    }
+    cfg = replace(cfg, **top)
+    roll = {k: v for k, v in dict(max_new_tokens=max_new_tokens, batch_size=batch_size).items() if v is not None}
+    if roll:
+        cfg = replace(cfg, rollout=replace(cfg.rollout, **roll))
+    if min_role_count is not None:
+        cfg = replace(cfg, vectors=replace(cfg.vectors, min_role_count=min_role_count))
+    _execute(out, cfg, shard)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (resumable).")] = Path("demo-out"),
+    roles: Annotated[int, typer.Option(help="Roles, drawn evenly across categories.")] = 60,
+    prompts: Annotated[int, typer.Option(help="System prompts per role.")] = 2,
+    questions: Annotated[int, typer.Option(help="Extraction questions.")] = 8,
+    traits: Annotated[int, typer.Option(help="Traits (2 prompt pairs each).")] = 12,
+    max_new_tokens: Annotated[int, typer.Option()] = 48,
+    judge: Annotated[str, typer.Option(help="heuristic (offline), local or openai.")] = "heuristic",
+    seed: Annotated[int, typer.Option()] = 0,
+    model: ModelOpt = "smollm2-135m-instruct",
+) -> None:
+    """The whole method end to end on the embedded model, in minutes, ending in report.html.
+
+    Example: persona-axis demo --out demo-out --roles 60 --questions 8
+    """
+    from .pipeline import demo_config
+
+    cfg = demo_config(roles, prompts, questions, traits, max_new_tokens, judge, seed, model)
+    _execute(out, cfg, "0/1")
+
+
+@space_app.command("compare")
+def space_compare(
+    a: Annotated[Path, typer.Argument(help="First space directory (e.g. RUN/space).")],
+    b: Annotated[Path, typer.Argument(help="Second space directory.")],
+    layer: Annotated[int | None, typer.Option(help="Layer index into the spaces (default: A's best layer).")] = None,
+    n_pcs: Annotated[int, typer.Option(help="Top PCs to match.")] = 3,
+) -> None:
+    """Cosines of the top PCs, of the axes and of per-role vectors between two spaces (JSON).
+
+    Example: persona-axis space compare runs/base/space runs/instruct/space --layer 12
+    """
+    from .space import PersonaSpace
+
+    sa, sb = PersonaSpace.load(a), PersonaSpace.load(b)
+    result = sa.compare(sb, sa.best_layer() if layer is None else layer, n_pcs)
+    print(json.dumps(result, indent=2))
+
+
+@space_app.command("info")
+def space_info(path: Annotated[Path, typer.Argument(help="Space directory.")]) -> None:
+    """Layers, roles, best layer and the two ends of the axis (JSON).
+
+    Example: persona-axis space info demo-out/space
+    """
+    from .space import PersonaSpace
+
+    sp = PersonaSpace.load(path)
+    best = sp.best_layer()
+    ranking = sp.role_ranking(best)
+    print(
+        json.dumps(
+            {
+                "n_layers": sp.n_layers,
+                "hidden_size": sp.hidden_size,
+                "n_roles": len(sp.role_names),
+                "n_traits": len(sp.trait_names),
+                "best_layer_index": best,
+                "cos_axis_pc1": sp.cos_axis_pc1()[best],
+                "assistant_end": [r for r, _ in ranking[:10]],
+                "far_end": [r for r, _ in ranking[-10:][::-1]],
+                "meta": sp.meta,
+            },
+            indent=2,
+        )
+    )
+
+
 @bench_app.command("hooks")
 def bench_hooks_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")] = None,
@@ -163,6 +370,29 @@ def bench_load_cmd(
     with tempfile.TemporaryDirectory(prefix="persona-axis-cache-") as tmp:
         result = bench_load(model, cold_cache=tmp if cold else None)
     _write_json(json_out, result)
+
+
+@bench_app.command("extraction")
+def bench_extraction_cmd(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")] = None,
+    model: ModelOpt = "smollm2-135m-instruct",
+    n: Annotated[int, typer.Option(help="Rollouts.")] = 64,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    max_new_tokens: Annotated[int, typer.Option()] = 48,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Our single-pass capture vs generate-then-re-forward (the reference pipeline's way).
+
+    Example: persona-axis bench extraction --json benchmarks/results/extraction.json
+    """
+    from .benchmarks import bench_extraction
+    from .modeling import load_model
+
+    lm = load_model(model, device=device, dtype=dtype)
+    result = bench_extraction(lm, n, batch_size, max_new_tokens, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+    _write_json(json_out, result)
+    err.print(f"speedup {result['speedup']}x, min cosine {result['min_cosine']}")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import torch
 
 from .interventions import InterventionPlan, InterventionSession
 from .modeling import LoadedModel
+from .sampling import sampling_kwargs
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,43 @@ def left_pad(
     return ids.to(device), mask.to(device)
 
 
-def _cut(row: list[int], stops: set[int]) -> tuple[list[int], bool]:
-    for i, t in enumerate(row):
-        if t in stops:
-            return row[:i], True
-    return row, False
+def generate_batch(
+    lm: LoadedModel, prompts: Sequence[Sequence[int]], spec: SamplingSpec, seed: int | None = None
+) -> tuple[list[list[int]], list[bool]]:
+    """Generate one left-padded batch inside the caller's open session: (new tokens, finished).
+
+    Tokens are cut before the first stop token. generate() never feeds back the last token
+    it samples; for responses that hit max_new_tokens we feed it in one extra cached step so
+    captures and monitors see every response token.
+    """
+    pad = pad_id(lm)
+    ids, mask = left_pad(prompts, pad, lm.device)
+    stops = list(lm.engine.eos_token_ids)
+    kwargs: dict = {"max_new_tokens": spec.max_new_tokens, "pad_token_id": pad}
+    if stops:
+        kwargs["eos_token_id"] = stops
+    kwargs.update(sampling_kwargs(spec.temperature, spec.top_p, spec.seed if seed is None else seed))
+    with torch.inference_mode():
+        out = lm.model.generate(input_ids=ids, attention_mask=mask, return_dict_in_generate=True, **kwargs)
+        new = out.sequences[:, ids.shape[1] :]
+        last = new[:, -1:]
+        if new.shape[1] and not torch.isin(last, torch.tensor(stops or [pad], device=last.device)).all():
+            full_mask = torch.cat([mask, torch.ones_like(new)], dim=1)
+            positions = (full_mask.cumsum(dim=1) - 1).clamp(min=0)[:, -1:]
+            lm.model(
+                input_ids=last,
+                attention_mask=full_mask,
+                position_ids=positions,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
+    stop_set = set(stops)
+    tokens, finished = [], []
+    for row in new.tolist():
+        cut = next((i for i, t in enumerate(row) if t in stop_set), None)
+        tokens.append(row if cut is None else row[:cut])
+        finished.append(cut is not None)
+    return tokens, finished
 
 
 def generate_tokens(
@@ -60,31 +93,8 @@ def generate_tokens(
     prompts: Sequence[Sequence[int]],
     spec: SamplingSpec = SamplingSpec(),
     plan: InterventionPlan | None = None,
-    session: InterventionSession | None = None,
 ) -> GenerationOutput:
-    """Generate for one left-padded batch; pass `session` to accumulate into an open one."""
-    if session is None:
-        with lm.session(plan or InterventionPlan()) as s:
-            return generate_tokens(lm, prompts, spec, session=s)
-    ids, mask = left_pad(prompts, pad_id(lm), lm.device)
-    kwargs: dict = {"max_new_tokens": spec.max_new_tokens, "pad_token_id": pad_id(lm)}
-    stops = list(lm.engine.eos_token_ids)
-    if stops:
-        kwargs["eos_token_id"] = stops
-    if spec.temperature > 0:
-        kwargs.update(do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=0)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    generator_state = None
-    if spec.seed is not None:
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(spec.seed)
-    try:
-        with torch.inference_mode():
-            out = lm.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-    finally:
-        if generator_state is not None:
-            torch.random.set_rng_state(generator_state)
-    new = out[:, ids.shape[1] :].tolist()
-    cut = [_cut(row, set(stops)) for row in new]
-    return GenerationOutput(tokens=[c[0] for c in cut], finished=[c[1] for c in cut], session=session)
+    """Generate one batch under `plan`; the session's captures and cap stats come back with it."""
+    with lm.session(plan or InterventionPlan()) as session:
+        tokens, finished = generate_batch(lm, prompts, spec)
+    return GenerationOutput(tokens=tokens, finished=finished, session=session)

@@ -289,7 +289,6 @@ class _StepContext:
     valid: torch.Tensor  # (B, T) bool: real tokens of the sequence (no padding, nothing after end-of-turn)
     response: torch.Tensor  # (B, T) bool
     positions: torch.Tensor  # (T,) absolute positions
-    n_valid: torch.Tensor | int = 0
 
     def mask(self, region: str) -> torch.Tensor:
         if region == "all":
@@ -321,9 +320,8 @@ class InterventionSession:
         self._explicit_response: torch.Tensor | None = None
         self._acc: dict[str, _CaptureAcc] = {}
         self._done: dict[str, list[CaptureResult]] = {}
-        self._cap_changed: dict[str, torch.Tensor] = {}
-        self._cap_total: dict[str, torch.Tensor] = {}
-        self._device_params: dict[tuple[int, str, torch.device, torch.dtype], torch.Tensor] = {}
+        self._cap_deltas: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._device_params: dict[int, torch.Tensor] = {}
 
     # -- regions ---------------------------------------------------------------------------
     def set_response_mask(self, response_mask: torch.Tensor | None) -> None:
@@ -357,7 +355,9 @@ class InterventionSession:
         else:
             response = torch.ones_like(valid)
             if input_ids is not None and self._eos.numel():
-                hit = torch.isin(input_ids, self._eos.to(input_ids.device))
+                if self._eos.device != input_ids.device:
+                    self._eos = self._eos.to(input_ids.device)
+                hit = torch.isin(input_ids, self._eos)
                 ended = hit.cumsum(dim=1) > 0
                 if self._finished is not None:
                     ended = ended | self._finished[:, None]
@@ -365,14 +365,19 @@ class InterventionSession:
                 valid = valid & ~ended
         self._seen = past + cur
         positions = torch.arange(past, past + cur, device=valid.device)
-        self._ctx = _StepContext(valid=valid, response=response, positions=positions, n_valid=valid.sum())
+        self._ctx = _StepContext(valid=valid, response=response, positions=positions)
 
-    def _param(self, layer: int, name: str, t: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        key = (layer, name + str(id(t)), like.device, dtype)
-        cached = self._device_params.get(key)
+    def _param(
+        self, op: Op, t: torch.Tensor, like: torch.Tensor, dtype: torch.dtype, scale: float = 1.0
+    ) -> torch.Tensor:
+        """`t` (times `scale`) on the layer's device and dtype, converted once per session.
+
+        Keyed by op only: a block runs on one device with one dtype.
+        """
+        cached = self._device_params.get(id(op))
         if cached is None:
-            cached = t.to(device=like.device, dtype=dtype)
-            self._device_params[key] = cached
+            cached = (t.to(device=like.device, dtype=torch.float32) * scale).to(dtype)
+            self._device_params[id(op)] = cached
         return cached
 
     def _run_layer(self, layer: int, h: torch.Tensor) -> torch.Tensor:
@@ -388,8 +393,7 @@ class InterventionSession:
             if isinstance(op, Capture):
                 self._capture(op, h, ctx)
             elif isinstance(op, Add):
-                v = self._param(layer, "add", op.vector, h, h.dtype)
-                delta = op.coefficient * v
+                delta = self._param(op, op.vector, h, h.dtype, op.coefficient)
                 if op.region == "all":
                     h = h + delta
                 else:
@@ -398,7 +402,7 @@ class InterventionSession:
             elif isinstance(op, Cap):
                 h = self._cap(op, h, ctx)
             elif isinstance(op, Ablate):
-                u = self._param(layer, "abl", op.direction, h, torch.float32)
+                u = self._param(op, op.direction, h, torch.float32)
                 proj = h.float() @ u
                 h = (h.float() - proj[..., None] * u).to(h.dtype)
         return h
@@ -412,12 +416,12 @@ class InterventionSession:
         acc.sum = s if acc.sum is None else acc.sum + s
         acc.count = c if acc.count is None else acc.count + c
         if op.directions is not None:
-            d = self._param(op.layer, "cap-dirs", op.directions, h, torch.float32)
+            d = self._param(op, op.directions, h, torch.float32)
             acc.proj.append(hf @ d.T)
             acc.proj_mask.append(m)
 
     def _cap(self, op: Cap, h: torch.Tensor, ctx: _StepContext) -> torch.Tensor:
-        u = self._param(op.layer, "cap", op.direction, h, torch.float32)
+        u = self._param(op, op.direction, h, torch.float32)
         hf = h.float()
         proj = hf @ u
         if op.floor is not None and op.ceiling is not None:
@@ -429,9 +433,8 @@ class InterventionSession:
         # unchanged positions subtract an exact zero, so they stay bit-identical (also after
         # the float32 -> model dtype round trip, which is exact for values of that dtype)
         h = torch.addcmul(hf, delta.unsqueeze(-1), u, value=-1.0).to(h.dtype)
-        changed = (delta != 0) & ctx.valid
-        self._cap_changed[op.key] = self._cap_changed.get(op.key, 0) + changed.sum()
-        self._cap_total[op.key] = self._cap_total.get(op.key, 0) + ctx.n_valid
+        # counted when asked for (cap_stats), so the hot path launches no reduction kernels
+        self._cap_deltas.setdefault(op.key, []).append((delta, ctx.valid))
         return h
 
     # -- results ----------------------------------------------------------------------------
@@ -469,9 +472,19 @@ class InterventionSession:
 
     @property
     def cap_stats(self) -> dict[str, CapStats]:
-        return {
-            k: CapStats(changed=int(self._cap_changed[k]), total=int(self._cap_total[k])) for k in self._cap_changed
-        }
+        out = {}
+        for key, steps in self._cap_deltas.items():
+            changed = total = 0
+            by_batch: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+            for d, v in steps:  # steps of one batch share the batch size: one concatenation each
+                by_batch.setdefault(d.shape[0], []).append((d, v))
+            for parts in by_batch.values():
+                deltas = torch.cat([d for d, _ in parts], dim=1)
+                valid = torch.cat([v for _, v in parts], dim=1)
+                changed += int(((deltas != 0) & valid).sum())
+                total += int(valid.sum())
+            out[key] = CapStats(changed=changed, total=total)
+        return out
 
 
 # engine id -> the session open in this thread / asyncio context (context-local, not global)
