@@ -1,6 +1,6 @@
 """Acceptance check: kill -9 a demo run at random moments, resume, compare with an uninterrupted run.
 
-Usage: python benchmarks/kill_resume.py --kills 5 --json benchmarks/results/kill_resume.json [demo flags...]
+Usage: python benchmarks/kill_resume.py --kills 5 --json benchmarks/results/kill_resume.json [--reference DIR] [demo flags...]
 Writes {"kills": [...seconds...], "identical_summary": bool, "identical_rollouts": bool, "identical_space": bool}.
 """
 
@@ -23,17 +23,24 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference", type=Path, help="A finished, uninterrupted run of the same demo flags to reuse.")
+    ap.add_argument("--reference-s", type=float, default=0.0, help="Its wall time, to spread the kills over.")
     args, demo_flags = ap.parse_known_args()
     work = Path(tempfile.mkdtemp(prefix="kill-resume-"))
     cmd = [sys.executable, "-m", "persona_axis", "demo", *demo_flags]
-    start = time.perf_counter()
-    subprocess.run([*cmd, "--out", str(work / "ref")], check=True, capture_output=True)
-    full_s = time.perf_counter() - start
+    ref = work / "ref"
+    if args.reference:
+        shutil.copytree(args.reference, ref)
+        full_s = args.reference_s or 600.0
+    else:
+        start = time.perf_counter()
+        subprocess.run([*cmd, "--out", str(ref)], check=True, capture_output=True)
+        full_s = time.perf_counter() - start
     rng = random.Random(args.seed)
     kills = []
     out = work / "killed"
     for _ in range(args.kills):
-        delay = rng.uniform(8.0, max(9.0, full_s * 0.9))
+        delay = rng.uniform(8.0, max(9.0, full_s / args.kills))  # each try makes some progress
         proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             proc.wait(timeout=delay)

@@ -34,3 +34,19 @@ def smol(smol_dir):
 
 def template(name: str) -> str:
     return (FIXTURES / "chat_templates" / f"{name}.jinja").read_text()
+
+
+@pytest.fixture(scope="session")
+def smol_space_dir(tmp_path_factory, smol):
+    """A small persona space of the embedded model (rollouts, judge, space, norms), built once."""
+    from dataclasses import replace
+
+    from persona_axis.pipeline import Run, demo_config
+
+    cfg = demo_config(roles=8, prompts=1, questions=3, traits=2, max_new_tokens=12)
+    cfg = replace(cfg, rollout=replace(cfg.rollout, batch_size=16), vectors=replace(cfg.vectors, min_role_count=1))
+    out = tmp_path_factory.mktemp("smol-run")
+    run = Run(out, cfg)
+    run._lm = smol
+    run.execute()
+    return out / "space"

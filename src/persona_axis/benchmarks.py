@@ -94,18 +94,13 @@ def paired_overheads(
     return medians, {k: statistics.median(v) for k, v in ratios.items()}
 
 
-def bench_hooks(
-    lm: LoadedModel, spec: HooksBenchSpec = HooksBenchSpec(), progress: Callable[[str], None] | None = None
+def _bench_plans(
+    lm: LoadedModel,
+    plans: dict[str, InterventionPlan],
+    spec: HooksBenchSpec,
+    progress: Callable[[str], None] | None,
 ) -> dict[str, Any]:
-    layers = window_layers(lm.n_layers, spec.window)
-    gen = torch.Generator().manual_seed(0)
-    direction = torch.randn(lm.hidden_size, generator=gen)
-    plans = {
-        "plain": InterventionPlan(),
-        "add": InterventionPlan([Add(layer, direction / direction.norm(), 0.5) for layer in layers]),
-        # floor at 0 on a random direction clamps about half of all positions: real work every step
-        "cap": InterventionPlan([Cap(layer, direction, floor=0.0) for layer in layers]),
-    }
+    """Tokens/s per plan and overhead of each against "plain", for every batch size of `spec`."""
     chat = lm.chat
     base_prompts = [chat.prompt_ids([{"role": "user", "content": r}]) for r in BENCH_REQUESTS]
     result: dict[str, Any] = {
@@ -113,7 +108,6 @@ def bench_hooks(
         "device": str(lm.device),
         "dtype": str(lm.dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(),
-        "layers": layers,
         "new_tokens": spec.new_tokens,
         "repetitions": spec.repetitions,
     }
@@ -126,12 +120,51 @@ def bench_hooks(
         med, over = paired_overheads(
             configs, "plain", spec.repetitions, progress and (lambda m, b=bsz: progress(f"batch {b}: {m}"))
         )
-        tokens = bsz * spec.new_tokens
         for name, t in med.items():
-            result[f"{name}_tok_s_b{bsz}"] = round(tokens / t, 2)
-        result[f"add_overhead_b{bsz}"] = round(over["add"], 4)
-        result[f"cap_overhead_b{bsz}"] = round(over["cap"], 4)
+            result[f"{name}_tok_s_b{bsz}"] = round(bsz * spec.new_tokens / t, 2)
+        for name, o in over.items():
+            result[f"{name}_overhead_b{bsz}"] = round(o, 4)
     return result
+
+
+def bench_hooks(
+    lm: LoadedModel, spec: HooksBenchSpec = HooksBenchSpec(), progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    layers = window_layers(lm.n_layers, spec.window)
+    gen = torch.Generator().manual_seed(0)
+    direction = torch.randn(lm.hidden_size, generator=gen)
+    plans = {
+        "plain": InterventionPlan(),
+        "add": InterventionPlan([Add(layer, direction / direction.norm(), 0.5) for layer in layers]),
+        # floor at 0 on a random direction clamps about half of all positions: real work every step
+        "cap": InterventionPlan([Cap(layer, direction, floor=0.0) for layer in layers]),
+    }
+    return {"layers": layers, **_bench_plans(lm, plans, spec, progress)}
+
+
+def bench_capping(
+    lm: LoadedModel,
+    spec: HooksBenchSpec = HooksBenchSpec(),
+    space_dir: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Plain vs an 8-layer cap plan: calibrated at p25 from `space_dir`, else a random direction."""
+    from .capping import calibrate
+
+    layers = window_layers(lm.n_layers, spec.window)
+    if space_dir is not None:
+        from .space import PersonaSpace
+
+        sp = PersonaSpace.load(space_dir)
+        sp.check_model(lm)
+        cap_plan = calibrate(sp, layers, 25.0).to_plan()
+        source = f"p25 plan calibrated from {space_dir}"
+    else:
+        direction = torch.randn(lm.hidden_size, generator=torch.Generator().manual_seed(0))
+        cap_plan = InterventionPlan([Cap(layer, direction, floor=0.0) for layer in layers])
+        source = "random direction, floor 0"
+    result = _bench_plans(lm, {"plain": InterventionPlan(), "cap8": cap_plan}, spec, progress)
+    return {"layers": layers, "plan": source, **result}
 
 
 def bench_load(name: str, cold_cache: str | None = None) -> dict[str, Any]:
@@ -168,7 +201,7 @@ def bench_extraction(
 ) -> dict[str, Any]:
     """Single-pass capture vs generate-then-re-forward on the same rollouts (same seeds, same text)."""
     from .catalog import load_catalog
-    from .rollouts import RolloutSpec, generate_with_capture, make_chunks, plan_units, teacher_forced_activations
+    from .rollouts import RolloutSpec, generate_with_capture, make_chunks, plan_units, teacher_forced_from_ids
 
     catalog = load_catalog().subset(roles=max(1, n_units // 2), prompts=1, questions=2, traits=0, seed=0)
     units = plan_units(catalog, lm.name, include_traits=False)[:n_units]
@@ -176,45 +209,29 @@ def bench_extraction(
     chunks = make_chunks(lm, units, batch_size)
     layers = list(range(lm.n_layers))
 
-    single_s = 0.0
+    from .generation import SamplingSpec, generate_batch
+
+    sampling = SamplingSpec(max_new_tokens, spec.temperature, spec.top_p)
+    single_s = two_s = 0.0
     single: list[torch.Tensor] = []
-    texts: list[list[dict[str, str]]] = []
-    for chunk in chunks:
+    second: list[torch.Tensor] = []
+    same_text = 0
+    for chunk in chunks:  # interleaved per chunk, so machine drift hits both paths alike
         start = time.perf_counter()
         tokens, _, acts, _ = generate_with_capture(lm, chunk.prompt_ids, spec, seed=chunk.index)
         single_s += time.perf_counter() - start
         single.append(acts)
-        for unit, toks in zip(chunk.units, tokens, strict=True):
-            reply = lm.tokenizer.decode(toks, skip_special_tokens=True)
-            texts.append([*unit.messages(), {"role": "assistant", "content": reply}])
-        if progress:
-            progress(f"single pass: chunk {chunk.index + 1}/{len(chunks)}")
 
-    two_s = 0.0
-    offset = 0
-    second: list[torch.Tensor] = []
-    for chunk in chunks:
-        ids, mask = left_pad(chunk.prompt_ids, pad_id(lm), lm.device)
-        torch.manual_seed(chunk.index)
         start = time.perf_counter()
-        with torch.inference_mode():
-            lm.model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                do_sample=True,
-                temperature=0.7,
-                top_p=0.9,
-                top_k=0,
-                pad_token_id=pad_id(lm),
-                eos_token_id=list(lm.engine.eos_token_ids),
-            )
-        convs = texts[offset : offset + len(chunk.units)]
-        second.append(teacher_forced_activations(lm, convs, layers, batch_size=batch_size))
+        with lm.session(InterventionPlan()):
+            tokens2, _ = generate_batch(lm, chunk.prompt_ids, sampling, seed=chunk.index)
+        second.append(
+            teacher_forced_from_ids(lm, list(zip(chunk.prompt_ids, tokens2, strict=True)), layers, batch_size)
+        )
         two_s += time.perf_counter() - start
-        offset += len(chunk.units)
+        same_text += sum(a == b for a, b in zip(tokens, tokens2, strict=True))
         if progress:
-            progress(f"two pass: chunk {chunk.index + 1}/{len(chunks)}")
+            progress(f"chunk {chunk.index + 1}/{len(chunks)}")
     a, b = torch.cat(single), torch.cat(second)
     cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)  # (n, L)
     return {
@@ -227,5 +244,6 @@ def bench_extraction(
         "two_pass_s": round(two_s, 2),
         "speedup": round(two_s / single_s, 3),
         "min_cosine": round(float(cos.min()), 6),
+        "identical_generations": f"{same_text}/{len(units)}",
         "min_cosine_by_layer": [round(float(c), 6) for c in cos.min(dim=0).values],
     }

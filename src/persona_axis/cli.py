@@ -23,6 +23,8 @@ bench_app = typer.Typer(help="Speed benchmarks that write JSON with ratios measu
 app.add_typer(bench_app, name="bench")
 space_app = typer.Typer(help="Inspect and compare persona spaces.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
+cap_app = typer.Typer(help="Calibrate and import activation-capping plans.", no_args_is_help=True)
+app.add_typer(cap_app, name="cap")
 
 err = Console(stderr=True)
 out = Console()
@@ -393,6 +395,220 @@ def bench_extraction_cmd(
     result = bench_extraction(lm, n, batch_size, max_new_tokens, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
     _write_json(json_out, result)
     err.print(f"speedup {result['speedup']}x, min cosine {result['min_cosine']}")
+
+
+@space_app.command("norms")
+def space_norms(
+    path: Annotated[Path, typer.Argument(help="Space directory to add residual norms to.")],
+    model: ModelOpt = "smollm2-135m-instruct",
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Measure mean residual norms on everyday chat (the unit of --steer) and save them in the space.
+
+    Example: persona-axis space norms demo-out/space
+    """
+    from .modeling import load_model
+    from .space import PersonaSpace
+    from .steering import add_residual_norms
+
+    sp = PersonaSpace.load(path)
+    lm = load_model(model, device=device, dtype=dtype)
+    add_residual_norms(sp, lm, path)
+    print(json.dumps({"residual_norms": [round(float(x), 3) for x in sp.extras["residual_norms"]]}))
+
+
+@cap_app.command("calibrate")
+def cap_calibrate(
+    space: Annotated[Path, typer.Option(help="Persona space directory (RUN/space).")],
+    layers: Annotated[str, typer.Option(help="Window A:B (B exclusive), A-B (inclusive) or a,b,c.")],
+    out: Annotated[Path, typer.Option(help="Plan JSON to write.")],
+    percentile: Annotated[float, typer.Option(help="p: the floor is where p% of the population lies above.")] = 25.0,
+) -> None:
+    """Floors from the space's calibration population (every rollout's projection on the axis).
+
+    Example: persona-axis cap calibrate --space demo-out/space --layers 16:24 --percentile 25 --out p25.json
+    """
+    from .capping import calibrate, parse_layers
+    from .space import PersonaSpace
+
+    sp = PersonaSpace.load(space)
+    plan = calibrate(sp, parse_layers(layers, sp.n_layers), percentile)
+    plan.save(out)
+    print(
+        json.dumps(
+            {
+                "out": str(out),
+                "layers": plan.layers,
+                "floors": [round(f, 4) for f in plan.floors],
+                "provenance": plan.provenance,
+            },
+            indent=2,
+        )
+    )
+
+
+@cap_app.command("import")
+def cap_import(
+    file: Annotated[Path, typer.Argument(help="Reference capping config (.pt).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for one plan JSON per experiment.")],
+) -> None:
+    """Convert a reference capping config (negated-axis ceilings) into our floor plans. Never unpickles code.
+
+    Example: persona-axis cap import capping_config.pt --out plans/
+    """
+    from .capping import import_reference_config
+
+    plans = import_reference_config(file)
+    written = {}
+    for exp_id, plan in plans.items():
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in exp_id)
+        plan.save(out_dir / f"{safe}.json")
+        written[exp_id] = str(out_dir / f"{safe}.json")
+    print(json.dumps({"plans": written}, indent=2))
+
+
+def _telemetry(session, cap_plan) -> dict:
+    caps = session.captures
+    stats = session.cap_stats
+    out = {}
+    for key, res in caps.items():
+        if not key.startswith("monitor.L") or res.projections is None:
+            continue
+        layer = key.split("L", 1)[1]
+        proj = torch_cat_first(res.projections)
+        entry = {
+            "mean_projection": round(float(proj.mean()), 4) if proj.numel() else None,
+            "min_projection": round(float(proj.min()), 4) if proj.numel() else None,
+            "tokens": int(proj.numel()),
+        }
+        if f"cap.L{layer}" in stats:
+            entry["floor"] = round(cap_plan.floors[cap_plan.layers.index(int(layer))], 4)
+            entry["capped_fraction"] = round(stats[f"cap.L{layer}"].fraction, 4)
+        out[f"L{layer}"] = entry
+    return out
+
+
+def torch_cat_first(parts):
+    import torch
+
+    return torch.cat([p[:, 0] for p in parts]) if parts else torch.zeros(0)
+
+
+@app.command()
+def chat(
+    space: Annotated[Path, typer.Option(help="Persona space directory (RUN/space).")],
+    model: ModelOpt = "smollm2-135m-instruct",
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-p", help="One-shot message; omit for interactive.")
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
+    steer: Annotated[
+        float | None, typer.Option(help="Steering multiplier of the mean residual norm (+ = Assistant).")
+    ] = None,
+    coefficient: Annotated[float | None, typer.Option(help="Raw steering coefficient instead of --steer.")] = None,
+    layer: Annotated[int | None, typer.Option(help="Steering layer (default: the space's best layer).")] = None,
+    cap: Annotated[Path | None, typer.Option(help="Cap plan JSON (cap calibrate / cap import).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    force: Annotated[bool, typer.Option(help="Use a space or plan made for another fingerprint.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {text, telemetry} instead of streaming.")] = False,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Chat with optional steering and capping; telemetry = axis projections after interventions.
+
+    Example: persona-axis chat --space demo-out/space --steer -0.5 -p "Who are you?" --json
+    """
+    from transformers import TextStreamer
+
+    from .capping import CapPlan
+    from .generation import SamplingSpec, generate_batch
+    from .interventions import InterventionPlan
+    from .modeling import load_model
+    from .space import PersonaSpace
+    from .steering import monitor
+    from .steering import steer as steer_plan
+
+    sp = PersonaSpace.load(space)
+    cap_plan = CapPlan.load(cap) if cap else None
+    lm = load_model(model, device=device, dtype=dtype)
+    sp.check_model(lm, force=force)
+    plan = InterventionPlan()
+    steer_layer = sp.best_layer() if layer is None else layer
+    if steer is not None or coefficient is not None:
+        plan = plan + steer_plan(sp, steer_layer, multiplier=steer, coefficient=coefficient)
+    watched = {sp.best_layer()}
+    if steer is not None or coefficient is not None:
+        watched.add(steer_layer)
+    if cap_plan is not None:
+        cap_plan.check_model(lm, force=force)
+        plan = plan + cap_plan.to_plan()
+        watched.update(cap_plan.layers)
+    plan = plan + monitor(sp, sorted(watched))
+    spec = SamplingSpec(max_new_tokens=max_new_tokens, temperature=temperature, top_p=0.9, seed=seed)
+    history = [{"role": "system", "content": system}] if system else []
+
+    def turn(text: str) -> dict:
+        history.append({"role": "user", "content": text})
+        ids = lm.chat.prompt_ids(history)
+        streamer = None if as_json else TextStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        with lm.session(plan) as session:
+            tokens, _ = generate_batch(lm, [ids], spec, streamer=streamer)
+        reply = lm.tokenizer.decode(tokens[0], skip_special_tokens=True)
+        history.append({"role": "assistant", "content": reply})
+        return {"text": reply, "telemetry": _telemetry(session, cap_plan)}
+
+    if prompt is not None:
+        result = turn(prompt)
+        if as_json:
+            print(json.dumps(result, indent=2))
+        else:
+            tel = result["telemetry"]
+            err.print(" ".join(f"{k}: mean {v['mean_projection']}" for k, v in tel.items()), style="dim")
+        return
+    err.print("interactive chat; an empty line or Ctrl-D ends it")
+    while True:
+        try:
+            text = input("> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        result = turn(text)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            err.print(
+                " ".join(f"{k}: mean {v['mean_projection']}" for k, v in result["telemetry"].items()), style="dim"
+            )
+
+
+@bench_app.command("capping")
+def bench_capping_cmd(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")] = None,
+    model: ModelOpt = "smollm2-135m-instruct",
+    space: Annotated[
+        Path | None, typer.Option(help="Space to calibrate a p25 plan from (else a random direction).")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="Fewer tokens and repetitions.")] = False,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Tokens/s plain vs capped over an 8-layer window, batch 1 and 32 (cap8_overhead_b1/_b32).
+
+    Example: persona-axis bench capping --space demo-out/space --json benchmarks/results/capping.json
+    """
+    from .benchmarks import HooksBenchSpec, bench_capping
+    from .modeling import load_model
+
+    lm = load_model(model, device=device, dtype=dtype)
+    spec = HooksBenchSpec.quick() if quick else HooksBenchSpec()
+    result = bench_capping(lm, spec, space, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+    _write_json(json_out, result)
+    for key in ("cap8_overhead_b1", "cap8_overhead_b32"):
+        err.print(f"{key}: {result[key]:+.1%}")
 
 
 def main() -> None:

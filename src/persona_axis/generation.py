@@ -49,8 +49,20 @@ def left_pad(
     return ids.to(device), mask.to(device)
 
 
+def _cache_kwarg(model: object) -> str:
+    """Newer transformers call the KV cache argument `cache`; older ones `past_key_values`."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def generate_batch(
-    lm: LoadedModel, prompts: Sequence[Sequence[int]], spec: SamplingSpec, seed: int | None = None
+    lm: LoadedModel,
+    prompts: Sequence[Sequence[int]],
+    spec: SamplingSpec,
+    seed: int | None = None,
+    streamer: object | None = None,
 ) -> tuple[list[list[int]], list[bool]]:
     """Generate one left-padded batch inside the caller's open session: (new tokens, finished).
 
@@ -65,6 +77,8 @@ def generate_batch(
     if stops:
         kwargs["eos_token_id"] = stops
     kwargs.update(sampling_kwargs(spec.temperature, spec.top_p, spec.seed if seed is None else seed))
+    if streamer is not None:
+        kwargs["streamer"] = streamer
     with torch.inference_mode():
         out = lm.model.generate(input_ids=ids, attention_mask=mask, return_dict_in_generate=True, **kwargs)
         new = out.sequences[:, ids.shape[1] :]
@@ -72,12 +86,13 @@ def generate_batch(
         if new.shape[1] and not torch.isin(last, torch.tensor(stops or [pad], device=last.device)).all():
             full_mask = torch.cat([mask, torch.ones_like(new)], dim=1)
             positions = (full_mask.cumsum(dim=1) - 1).clamp(min=0)[:, -1:]
+            cache = getattr(out, "past_key_values", None)
             lm.model(
                 input_ids=last,
                 attention_mask=full_mask,
                 position_ids=positions,
-                past_key_values=out.past_key_values,
                 use_cache=True,
+                **{_cache_kwarg(lm.model): cache},
             )
     stop_set = set(stops)
     tokens, finished = [], []

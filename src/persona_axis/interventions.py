@@ -85,6 +85,7 @@ class Capture:
     region: Region = "response"
     directions: torch.Tensor | None = None  # (k, d); rows are normalised
     name: str = ""
+    norms: bool = False  # also the per-sequence mean of per-token L2 norms
 
     def __post_init__(self) -> None:
         _check_region(self.region, f"Capture(layer={self.layer}).region")
@@ -272,6 +273,7 @@ class CaptureResult:
     mean: torch.Tensor  # (n, d) float32; NaN rows where a sequence had no token in the region
     count: torch.Tensor  # (n,) number of tokens averaged
     projections: list[torch.Tensor] | None  # per sequence (n_tokens, k) float32, if directions given
+    norm_mean: torch.Tensor | None = None  # (n,) mean per-token norm, if norms=True
 
 
 @dataclass
@@ -304,6 +306,7 @@ class _CaptureAcc:
     count: torch.Tensor | None = None
     proj: list[torch.Tensor] = field(default_factory=list)
     proj_mask: list[torch.Tensor] = field(default_factory=list)
+    norm_sum: torch.Tensor | None = None
 
 
 class InterventionSession:
@@ -415,6 +418,9 @@ class InterventionSession:
         c = m.sum(dim=1)
         acc.sum = s if acc.sum is None else acc.sum + s
         acc.count = c if acc.count is None else acc.count + c
+        if op.norms:
+            n = (hf.norm(dim=-1) * m).sum(dim=1)
+            acc.norm_sum = n if acc.norm_sum is None else acc.norm_sum + n
         if op.directions is not None:
             d = self._param(op, op.directions, h, torch.float32)
             acc.proj.append(hf @ d.T)
@@ -449,8 +455,9 @@ class InterventionSession:
                 proj = torch.cat(acc.proj, dim=1)
                 pm = torch.cat(acc.proj_mask, dim=1)
                 projections = [proj[b][pm[b]].cpu() for b in range(proj.shape[0])]
+            norm_mean = None if acc.norm_sum is None else (acc.norm_sum / count).cpu()
             self._done.setdefault(key, []).append(
-                CaptureResult(mean=mean.cpu(), count=acc.count.cpu(), projections=projections)
+                CaptureResult(mean=mean.cpu(), count=acc.count.cpu(), projections=projections, norm_mean=norm_mean)
             )
         self._acc = {}
 
@@ -467,6 +474,7 @@ class InterventionSession:
                 mean=torch.cat([p.mean for p in parts]),
                 count=torch.cat([p.count for p in parts]),
                 projections=projs,
+                norm_mean=None if parts[0].norm_mean is None else torch.cat([p.norm_mean for p in parts]),
             )
         return out
 

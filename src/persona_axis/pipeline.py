@@ -17,15 +17,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .capping import population_projections
 from .catalog import Catalog, load_catalog
 from .errors import ArtifactError, PersonaAxisError
 from .judges import JudgeCache, JudgeItem, judge_all, make_judge
 from .modeling import DEFAULT_MODEL, LoadedModel, load_model
 from .rollouts import RolloutSpec, RolloutStore, plan_units, run_rollouts
 from .space import PersonaSpace, VectorSettings, compute_vectors
+from .steering import add_residual_norms
 from .store import atomic_write_json
 
-STAGES = ("rollouts", "judge", "space", "report")
+STAGES = ("rollouts", "judge", "space", "norms", "report")
 
 
 @dataclass(frozen=True)
@@ -269,8 +271,20 @@ class Run:
             "settings": asdict(self.cfg.vectors),
         }
         space = PersonaSpace.fit(vectors, meta, n_components=self.cfg.vectors.n_components)
+        # the calibration population for capping: every response (all scores, traits, default)
+        space.extras["population_projections"] = population_projections(space, acts)
         space.save(self.dir / "space")
         self._add_timing("space", time.perf_counter() - start)
+        return space
+
+    def stage_norms(self, space: PersonaSpace) -> PersonaSpace:
+        """Mean residual norms on ordinary chat, the unit of steering strength."""
+        if "residual_norms" in space.extras:
+            return space
+        start = time.perf_counter()
+        self.report.message("measuring residual norms on everyday chat requests")
+        add_residual_norms(space, self.lm, self.dir / "space", max_new_tokens=self.cfg.rollout.max_new_tokens)
+        self._add_timing("norms", time.perf_counter() - start)
         return space
 
     def summary(self, space: PersonaSpace, scores: dict[str, int | None]) -> dict[str, Any]:
@@ -325,7 +339,7 @@ class Run:
         if not self.stage_rollouts(shard):
             return None
         scores = self.stage_judge()
-        space = self.stage_space(scores)
+        space = self.stage_norms(self.stage_space(scores))
         return self.stage_report(space, scores)
 
 

@@ -218,21 +218,31 @@ def teacher_forced_activations(
 ) -> torch.Tensor:
     """Mean activation of each conversation's last assistant message, by a separate forward pass.
 
-    This is how a generate-then-re-forward pipeline extracts activations; we use it to check the
-    single-pass path and to benchmark against it.
+    This is how a generate-then-re-forward pipeline extracts activations (text re-rendered with
+    the chat template and re-tokenised); we use it to check the single-pass path.
     """
+    pairs = []
+    for conv in conversations:
+        enc = lm.chat.encode(conv)
+        a, z = enc.assistant_spans[-1]
+        pairs.append((enc.input_ids[:a], enc.input_ids[a:z]))
+    return teacher_forced_from_ids(lm, pairs, layers, batch_size)
+
+
+def teacher_forced_from_ids(
+    lm: LoadedModel, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], layers: Sequence[int], batch_size: int = 16
+) -> torch.Tensor:
+    """(n, L, d): mean activation over the response ids of each (prompt ids, response ids) pair."""
     out = []
-    for i in range(0, len(conversations), batch_size):
-        batch = conversations[i : i + batch_size]
-        encs = [lm.chat.encode(c) for c in batch]
-        ids, mask = left_pad([e.input_ids for e in encs], pad_id(lm), lm.device)
+    plan = InterventionPlan([Capture(layer, region="response") for layer in layers])
+    for i in range(0, len(pairs), batch_size):
+        batch = pairs[i : i + batch_size]
+        ids, mask = left_pad([list(p) + list(r) for p, r in batch], pad_id(lm), lm.device)
         width = ids.shape[1]
         response = torch.zeros_like(ids, dtype=torch.bool)
-        for b, e in enumerate(encs):
-            a, z = e.assistant_spans[-1]
-            off = width - len(e.input_ids)
-            response[b, off + a : off + z] = True
-        plan = InterventionPlan([Capture(layer, region="response") for layer in layers])
+        for b, (_prompt, r) in enumerate(batch):
+            start = width - len(r)
+            response[b, start:width] = True
         with lm.session(plan) as s, torch.inference_mode():
             s.set_response_mask(response)
             positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
