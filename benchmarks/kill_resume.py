@@ -48,7 +48,9 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            kills.append({"at_s": round(delay, 1), "killed": True, "chunks_on_disk": len(list(out.glob("rollouts/*.jsonl")))})
+            kills.append(
+                {"at_s": round(delay, 1), "killed": True, "chunks_on_disk": len(list(out.glob("rollouts/*.jsonl")))}
+            )
     subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True)
 
     def numbers(p: Path) -> dict:
@@ -63,7 +65,9 @@ def main() -> None:
         "kills": kills,
         "identical_summary": numbers(work / "ref") == numbers(out),
         "identical_rollouts": ref_chunks == sorted(p.name for p in (out / "rollouts").iterdir())
-        and all((work / "ref" / "rollouts" / n).read_bytes() == (out / "rollouts" / n).read_bytes() for n in ref_chunks),
+        and all(
+            (work / "ref" / "rollouts" / n).read_bytes() == (out / "rollouts" / n).read_bytes() for n in ref_chunks
+        ),
         "identical_space": (work / "ref" / "space" / "space.safetensors").read_bytes()
         == (out / "space" / "space.safetensors").read_bytes(),
     }

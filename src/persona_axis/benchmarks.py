@@ -30,8 +30,9 @@ BENCH_REQUESTS = [
 class HooksBenchSpec:
     batch_sizes: tuple[int, ...] = (1, 32)
     new_tokens: int = 48
-    repetitions: int = 7
+    repetitions: int = 11
     window: int = 8
+    small_batch_factor: int = 3  # batch-1 runs are short and noisy: repeat them this many times more
 
     @classmethod
     def quick(cls) -> HooksBenchSpec:
@@ -109,7 +110,6 @@ def _bench_plans(
         "dtype": str(lm.dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(),
         "new_tokens": spec.new_tokens,
-        "repetitions": spec.repetitions,
     }
     for bsz in spec.batch_sizes:
         prompts = [base_prompts[i % len(base_prompts)] for i in range(bsz)]
@@ -117,9 +117,11 @@ def _bench_plans(
             name: (lambda p=plan, ps=prompts: _timed_generate(lm, ps, p, spec.new_tokens))
             for name, plan in plans.items()
         }
+        reps = spec.repetitions * (spec.small_batch_factor if bsz == 1 else 1)
         med, over = paired_overheads(
-            configs, "plain", spec.repetitions, progress and (lambda m, b=bsz: progress(f"batch {b}: {m}"))
+            configs, "plain", reps, progress and (lambda m, b=bsz: progress(f"batch {b}: {m}"))
         )
+        result[f"repetitions_b{bsz}"] = reps
         for name, t in med.items():
             result[f"{name}_tok_s_b{bsz}"] = round(bsz * spec.new_tokens / t, 2)
         for name, o in over.items():

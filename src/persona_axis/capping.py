@@ -14,7 +14,6 @@ judge score, both sides of every trait pair, and the default Assistant.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +26,7 @@ import torch
 from .errors import ArtifactError, InvalidPlanError
 from .interventions import Cap, InterventionPlan, as_vector
 from .space import PersonaSpace
-from .store import atomic_write_json
+from .store import atomic_write_json, read_json
 
 FORMAT = "persona-axis.cap-plan/1"
 
@@ -115,12 +114,7 @@ class CapPlan:
     @classmethod
     def load(cls, path: str | Path) -> CapPlan:
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise ArtifactError(f"{p}: no such cap plan") from None
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{p}: not valid JSON ({exc})") from None
+        data = read_json(p, ArtifactError, "cap plan")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ArtifactError(f"{p}: not a persona-axis cap plan (format {data.get('format')!r})")
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CatalogError
+from .store import read_json
 
 CATEGORIES = ("professional", "creative", "archetype", "life", "mythic", "nonhuman", "outsider")
 DEFAULT_PROMPTS: tuple[str | None, ...] = (
@@ -185,12 +186,7 @@ def _stratified(roles: list[Role], n: int, rng: random.Random) -> list[Role]:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise CatalogError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    return read_json(path, CatalogError)
 
 
 def _text(value: Any, where: str) -> str:

@@ -252,14 +252,9 @@ class InterventionPlan:
 
     @classmethod
     def load(cls, path: str | Path) -> InterventionPlan:
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise InvalidPlanError(f"{p}: no such plan file") from None
-        except json.JSONDecodeError as exc:
-            raise InvalidPlanError(f"{p}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, source=str(p))
+        from .store import read_json
+
+        return cls.from_dict(read_json(Path(path), InvalidPlanError, "plan file"), source=str(path))
 
 
 # ----------------------------------------------------------------------------------------
