@@ -15,7 +15,7 @@ import json
 import random
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,11 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
+def _rubric(own: str, template: str, name: str, description: str) -> str:
+    """A catalog's own judge prompt if it brings one, else ours built from the description."""
+    return own or template.format(name=name.replace("_", " "), description=description)
+
+
 @dataclass(frozen=True)
 class Role:
     name: str
@@ -75,9 +80,7 @@ class Role:
     @property
     def rubric(self) -> str:
         """Judge prompt with {question} and {answer} placeholders."""
-        if self.rubric_template:
-            return self.rubric_template
-        return ROLE_RUBRIC.format(name=self.name.replace("_", " "), description=self.description)
+        return _rubric(self.rubric_template, ROLE_RUBRIC, self.name, self.description)
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,7 @@ class Trait:
 
     @property
     def rubric(self) -> str:
-        if self.rubric_template:
-            return self.rubric_template
-        return TRAIT_RUBRIC.format(name=self.name.replace("_", " "), description=self.description)
+        return _rubric(self.rubric_template, TRAIT_RUBRIC, self.name, self.description)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,6 @@ class Catalog:
     questions: tuple[Question, ...]
     default_prompts: tuple[str | None, ...] = DEFAULT_PROMPTS
     source: str = "packaged"
-    _role_index: dict[str, Role] = field(default_factory=dict, repr=False, compare=False)
 
     def role(self, name: str) -> Role:
         for r in self.roles:

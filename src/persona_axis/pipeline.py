@@ -22,7 +22,7 @@ from .catalog import Catalog, load_catalog
 from .errors import ArtifactError, PersonaAxisError
 from .judges import JudgeCache, JudgeItem, judge_all, make_judge
 from .modeling import DEFAULT_MODEL, LoadedModel, load_model
-from .rollouts import RolloutSpec, RolloutStore, plan_units, run_rollouts
+from .rollouts import RolloutSpec, RolloutStore, make_chunks, plan_units, run_rollouts
 from .space import PersonaSpace, VectorSettings, compute_vectors
 from .steering import add_residual_norms
 from .store import atomic_write_json
@@ -184,9 +184,8 @@ class Run:
         """True when every chunk of every shard is done."""
         units = plan_units(self.catalog, self.lm.name, include_traits=bool(self.catalog.traits))
         store = RolloutStore(self.dir)
-        from .rollouts import make_chunks
-
-        n_chunks = len(make_chunks(self.lm, units, self.cfg.rollout.batch_size))
+        chunks = make_chunks(self.lm, units, self.cfg.rollout.batch_size)
+        n_chunks = len(chunks)
         self.report.start("rollouts", n_chunks)
         start = time.perf_counter()
         result = run_rollouts(
@@ -196,6 +195,7 @@ class Run:
             self.dir,
             shard=shard,
             progress=lambda p: self.report.advance("rollouts", len(store.chunk_indices()), n_chunks),
+            chunks=chunks,
         )
         if result["chunks_generated"]:
             self._add_timing("rollouts", time.perf_counter() - start)

@@ -183,10 +183,15 @@ def run_rollouts(
     run_dir: Path,
     shard: tuple[int, int] = (0, 1),
     progress: Callable[[RolloutProgress], None] | None = None,
+    chunks: Sequence[Chunk] | None = None,
 ) -> dict[str, Any]:
-    """Generate every chunk of this shard that is not done yet. Returns counts for the summary."""
+    """Generate every chunk of this shard that is not done yet. Returns counts for the summary.
+
+    Pass `chunks` (from make_chunks over the same units) when the caller already made them.
+    """
     store = RolloutStore(run_dir)
-    chunks = make_chunks(lm, units, spec.batch_size)
+    if chunks is None:
+        chunks = make_chunks(lm, units, spec.batch_size)
     mine = [c for c in chunks if c.index % shard[1] == shard[0]]
     todo = [c for c in mine if not store.done(c.index)]
     start = time.perf_counter()
